@@ -1,0 +1,1 @@
+"""Built-in worlds: small, fully synthetic environments where gold quality is known."""
