@@ -57,8 +57,23 @@ FILLER = ("well", "basically", "actually", "honestly", "um", "anyway")
 # Tokens that belong to no class: the policy can emit them, the gold judge punishes them.
 GIBBERISH = ("zorp", "blick", "frum", "quax", "vint", "plog", "snib", "drell", "wub", "glim", "trop", "yeck")
 # Words used only by prompts.
-QUESTION_WORDS = ("how", "why", "what", "does", "do", "tell", "me", "about", "explain", "describe", "you",
-                  "know", "work", "makes", "can")
+QUESTION_WORDS = (
+    "how",
+    "why",
+    "what",
+    "does",
+    "do",
+    "tell",
+    "me",
+    "about",
+    "explain",
+    "describe",
+    "you",
+    "know",
+    "work",
+    "makes",
+    "can",
+)
 TERMINAL_PUNCT = (".", "!")
 PUNCT = (".", ",", "?", "!")
 

@@ -1,0 +1,161 @@
+"""The ``advrm`` command line: a thin Typer layer over functions that the tests call directly.
+
+User mistakes surface as :class:`~advrm.errors.AdvrmError`: one line on stderr, exit code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import AdvrmError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Adversarial training of reward models: audit, harden and stress-test RMs.",
+)
+world_app = typer.Typer(no_args_is_help=True, help="The built-in synthetic world.")
+app.add_typer(world_app, name="world")
+console = Console(stderr=True)
+
+
+def print_table(title: str, rows: list[tuple[str, str]]) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in rows:
+        table.add_row(k, v)
+    Console().print(table)
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise AdvrmError(f"--seeds {text!r} is not a comma-separated list of integers (e.g. 0,1,2)") from None
+    if not seeds:
+        raise AdvrmError("--seeds is empty; give at least one seed, e.g. --seeds 0")
+    return seeds
+
+
+@world_app.command("build")
+def world_build(
+    out: Annotated[Path, typer.Option(help="directory to build the world into")],
+    preset: Annotated[str, typer.Option(help="quick (tests, ~1 min) or full (the headline world)")] = "full",
+    seed: Annotated[int, typer.Option(help="same seed, same world")] = 0,
+) -> None:
+    """Build the synthetic world: prompts, reference policy, gold-labelled preference pairs."""
+    from .worlds.synthetic.build import WorldConfig, build_world
+
+    if preset not in ("quick", "full"):
+        raise AdvrmError(f"--preset {preset!r} is not a preset; use quick or full")
+    summary = build_world(out, WorldConfig.preset_config(preset, seed))  # type: ignore[arg-type]
+    print_table(
+        f"world {out}",
+        [(k, f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in summary.items() if k != "config"],
+    )
+
+
+@app.command("train-rm")
+def train_rm(
+    base: Annotated[Path, typer.Option(help="causal-LM or sequence-classifier directory to start from")],
+    data: Annotated[
+        Path, typer.Option(help="preference pairs: JSONL or dataset directory (prompt/chosen/rejected)")
+    ],
+    out: Annotated[Path, typer.Option(help="output directory; one RM per seed in OUT/seed-K")],
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds, one RM each (an ensemble)")] = "0",
+    config: Annotated[Path | None, typer.Option(help="YAML with RMTrainConfig fields")] = None,
+    epochs: Annotated[float | None, typer.Option(help="override config epochs")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="override config learning rate")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help="allow custom model code from BASE")] = False,
+) -> None:
+    """Train Bradley-Terry reward models with TRL's RewardTrainer (one per seed)."""
+    from .configs import load_config
+    from .data import load_preferences
+    from .models import check_model_dir
+    from .rm_training import RMTrainConfig, train_reward_model
+
+    check_model_dir(base)
+    overrides = {k: v for k, v in {"epochs": epochs, "learning_rate": learning_rate}.items() if v is not None}
+    cfg = load_config(RMTrainConfig, config, overrides)
+    pairs = load_preferences(data)
+    for seed in parse_seeds(seeds):
+        m = train_reward_model(
+            base, pairs, out / f"seed-{seed}", cfg, seed=seed, trust_remote_code=trust_remote_code
+        )
+        console.print(
+            f"RM seed {seed}: loss {m['train_loss_first']:.3f} -> {m['train_loss_last']:.3f} "
+            f"({m['train_seconds']:.0f} s, {m['n_dropped_overlong']} over-long pairs dropped) -> "
+            f"{out / f'seed-{seed}'}"
+        )
+
+
+@app.command("eval-rm")
+def eval_rm(
+    rm: Annotated[Path, typer.Option(help="reward model directory (one label)")],
+    data: Annotated[
+        Path, typer.Option(help="held-out preference pairs (gold_chosen/gold_rejected optional)")
+    ],
+    out: Annotated[Path | None, typer.Option(help="write metrics JSON here (default RM/eval.json)")] = None,
+    off_distribution: Annotated[
+        bool,
+        typer.Option(help="also probe style-transformed responses with the synthetic world's gold judge"),
+    ] = False,
+    trust_remote_code: Annotated[bool, typer.Option(help="allow custom model code from RM")] = False,
+) -> None:
+    """Pairwise accuracy, Spearman with gold, the gold ceiling, and the off-distribution probe."""
+    from .data import load_preferences
+    from .io import atomic_write_json
+    from .rm_eval import evaluate_off_distribution, evaluate_pairs, metric_rows
+    from .scoring import HFRewardScorer
+
+    pairs = load_preferences(data)
+    scorer = HFRewardScorer(rm, trust_remote_code=trust_remote_code)
+    metrics: dict = {"rm": str(rm), "data": str(data), "in_distribution": evaluate_pairs(scorer, pairs)}
+    if off_distribution:
+        from .transforms import off_distribution_transforms
+        from .worlds.synthetic.gold import GoldJudge
+        from .worlds.synthetic.vocab import GIBBERISH
+
+        prompts = list(pairs["prompt"]) if "prompt" in pairs.column_names else [""] * len(pairs)
+        metrics["off_distribution"] = evaluate_off_distribution(
+            scorer, GoldJudge(), prompts, list(pairs["chosen"]), off_distribution_transforms(GIBBERISH)
+        )
+    target = out or (rm / "eval.json")
+    atomic_write_json(target, metrics)
+    print_table(f"eval {rm}", metric_rows(metrics))
+    console.print(f"wrote {target}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app(args=argv, standalone_mode=False)
+    except AdvrmError as e:
+        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except (typer.Exit, SystemExit) as e:
+        code = getattr(e, "exit_code", None) if isinstance(e, typer.Exit) else e.code
+        sys.exit(code or 0)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()
