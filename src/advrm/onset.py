@@ -42,6 +42,13 @@ means ``q_i`` at those steps.
    larger margin or patience moves ``fall_step`` later but leaves the peak where it is, and the
    peak is the checkpoint early stopping would keep. ``fall_step`` is reported too.
 
+   Resolution: both are positions on the smoothed curve, so they are known to +-h evaluations.
+   A sharp collapse after a plateau pulls a centered peak up to h evaluations EARLY, and
+   ``G_f`` already contains ``g_{f+h}``, so the raw fall can begin up to h evaluations after
+   ``fall_step`` (on the synthetic world, lr 3e-4, beta 0: raw gold 3.81 / 3.81 / 3.90 / 2.81 at
+   steps 40-70 gives onset 50, fall 60). The same rule for every reward keeps comparisons fair;
+   ``window=1`` gives raw positions at the price of noise in them.
+
 5. No ``f`` qualifies: ``onset_step = None``, ``censored = True``, ``onset_censored_at = t_{n-1}``
    (time-to-event language: the run ended before hacking was seen). A fall that begins fewer than
    ``L`` evaluations before the end cannot be confirmed, so it is censored too.
