@@ -135,6 +135,96 @@ def eval_rm(
     console.print(f"wrote {target}")
 
 
+def parse_set(items: list[str] | None) -> dict:
+    from .configs import parse_overrides
+
+    return parse_overrides(items or [])
+
+
+@app.command("attack")
+def attack(
+    target: Annotated[
+        str, typer.Option(help="target RM: a directory, an http(s):// reward server, or 'gold'")
+    ],
+    second: Annotated[list[str], typer.Option(help="second RM(s) (repeat the flag for an ensemble)")],
+    policy: Annotated[Path, typer.Option(help="policy to start the adversary from (the reference policy)")],
+    prompts: Annotated[Path, typer.Option(help="attack prompts: JSONL or dataset dir with a 'prompt' field")],
+    out: Annotated[Path, typer.Option(help="output directory (rerun into it to resume)")],
+    eval_prompts: Annotated[
+        Path | None,
+        typer.Option(help="held-out prompts for ASR (default: hold out n_eval_prompts of --prompts)"),
+    ] = None,
+    validator: Annotated[
+        str | None,
+        typer.Option(help="'gold', an RM directory or URL standing in for gold; without one ASR is null"),
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML with AttackConfig fields")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a config field: rl.steps=100")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="RL steps (rl.steps)")] = None,
+    lam1: Annotated[float | None, typer.Option(help="weight of the target z-score (objective.lam1)")] = None,
+    lam2: Annotated[float | None, typer.Option(help="weight of the second z-score (objective.lam2)")] = None,
+    tau: Annotated[float | None, typer.Option(help="fooled threshold on z_target (objective.tau)")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed")] = None,
+    trust_remote_code: Annotated[bool, typer.Option(help="allow custom model code")] = False,
+) -> None:
+    """Audit a reward model: train an adversarial policy, keep what fools it, measure ASR, summarize."""
+    from .attack.run import AttackConfig, Scorers, run_attack
+    from .configs import load_config
+    from .data import load_prompts
+    from .models import check_model_dir
+    from .sources import make_scorer
+
+    overrides = parse_set(set_)
+    for key, value in {
+        "rl.steps": steps,
+        "objective.lam1": lam1,
+        "objective.lam2": lam2,
+        "objective.tau": tau,
+        "seed": seed,
+    }.items():
+        if value is not None:
+            overrides[key] = value
+    cfg = load_config(AttackConfig, config, overrides)
+    if not second:
+        raise AdvrmError(
+            "give at least one --second RM: disagreement with it is how the attack recognizes "
+            "out-of-distribution responses"
+        )
+    check_model_dir(policy)
+    scorers = Scorers(
+        make_scorer(target, trust_remote_code=trust_remote_code, name="target"),
+        [
+            make_scorer(s, trust_remote_code=trust_remote_code, name=f"second_{i}")
+            for i, s in enumerate(second)
+        ],
+        make_scorer(validator, trust_remote_code=trust_remote_code, name="validator") if validator else None,
+    )
+    train = load_prompts(prompts).prompts
+    held = load_prompts(eval_prompts).prompts if eval_prompts else None
+    m = run_attack(scorers, policy, train, out, cfg, eval_prompts=held, target_name=target)
+    rows = [
+        ("ASR standard", fmt(m["asr_standard"])),
+        ("ASR strict", fmt(m["asr_strict"])),
+        ("kept / sampled", f"{m['n_kept']} / {m['n_samples']}"),
+        ("target queries", str(m["target_queries"])),
+    ]
+    rows += [
+        (f"baseline {k}", f"{fmt(v['asr_standard'])} / {fmt(v['asr_strict'])}")
+        for k, v in m["baselines"].items()
+    ]
+    rows += [("failure modes", ", ".join(m["failure_modes"]) or "none found")]
+    print_table(f"attack {out}", rows)
+    if m["note"]:
+        console.print(m["note"])
+    console.print(f"wrote {out / 'metrics.json'}, {out / 'adversarial.jsonl'}, {out / 'summary.md'}")
+
+
+def fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

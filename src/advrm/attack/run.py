@@ -26,7 +26,7 @@ from ..io import JsonlWriter, atomic_dir, atomic_write_json, atomic_write_text, 
 from ..models import generate, load_policy, load_tokenizer
 from ..objective import ObjectiveConfig, adv_reward, asr_standard, asr_strict, keep_mask
 from ..rloo import RLConfig, train_rloo
-from ..scoring import HFRewardScorer, Scorer
+from ..scoring import Scorer
 from ..transforms import style_transforms
 from . import baselines as bl
 from .failure_modes import compare, summary_markdown
@@ -359,31 +359,25 @@ def run_baselines(
 
 
 def run_attack(
-    target: Path,
-    seconds: list[Path],
+    scorers: Scorers,
     policy: Path,
     prompts: list[str],
     out: Path,
     cfg: AttackConfig,
     *,
     eval_prompts: list[str] | None = None,
-    validator: Scorer | None = None,
-    trust_remote_code: bool = False,
+    target_name: str = "target",
 ) -> dict:
     """The whole attack; returns (and writes) ``metrics.json``."""
-    if not seconds:
+    if not scorers.seconds:
         raise AdvrmError(
             "the attack needs at least one second RM (--second): disagreement with it is how "
             "out-of-distribution responses are recognized (method.md section 1)"
         )
     start = time.time()
     out.mkdir(parents=True, exist_ok=True)
+    validator = scorers.validator
     train_prompts, eval_prompts = split_prompts(prompts, eval_prompts, cfg)
-    scorers = Scorers(
-        HFRewardScorer(target, trust_remote_code=trust_remote_code),
-        [HFRewardScorer(s, trust_remote_code=trust_remote_code) for s in seconds],
-        validator,
-    )
     roles = scorers.roles()
     ref = ReferenceStats.load(out / "reference.jsonl", list(roles))
     if ref is None or set(ref.prompts) != set(train_prompts) | set(eval_prompts):
@@ -442,10 +436,10 @@ def run_attack(
         "wall_seconds": time.time() - start,
     }
     reference_rows = [{"prompt": p, "response": judge.ref.responses[judge.index[p]][0]} for p in eval_prompts]
-    findings = compare(kept, reference_rows) if kept else []
+    findings = compare(kept, reference_rows, gibberish=cfg.gibberish_words) if kept else []
     atomic_write_text(
         out / "summary.md",
-        summary_markdown(findings, n_kept=len(kept), n_total=len(records), target_name=str(target)),
+        summary_markdown(findings, n_kept=len(kept), n_total=len(records), target_name=target_name),
     )
     metrics["failure_modes"] = [f.name for f in findings]
     atomic_write_json(out / "metrics.json", metrics)
