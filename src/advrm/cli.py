@@ -221,6 +221,101 @@ def attack(
     console.print(f"wrote {out / 'metrics.json'}, {out / 'adversarial.jsonl'}, {out / 'summary.md'}")
 
 
+@app.command("harden")
+def harden(
+    base: Annotated[Path, typer.Option(help="policy / RM base directory (RMs start from it; the attack too)")],
+    data: Annotated[Path, typer.Option(help="original preference pairs (prompt/chosen/rejected)")],
+    prompts: Annotated[Path, typer.Option(help="attack prompts (JSONL with 'prompt')")],
+    out: Annotated[Path, typer.Option(help="output directory (rerun into it to resume)")],
+    heldout: Annotated[Path | None, typer.Option(help="held-out pairs for the accuracy column")] = None,
+    eval_prompts: Annotated[Path | None, typer.Option(help="held-out prompts for ASR")] = None,
+    validator: Annotated[str | None, typer.Option(help="'gold', an RM directory or a URL")] = None,
+    rounds: Annotated[int | None, typer.Option(help="adversarial training rounds")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML with HardenConfig fields")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: attack.rl.steps=100")] = None,
+) -> None:
+    """Adversarial training: rounds of attack -> keep -> augment -> retrain from scratch."""
+    from .configs import load_config
+    from .data import load_preferences, load_prompts
+    from .harden import HardenConfig, run_harden
+    from .models import check_model_dir
+    from .sources import make_scorer
+
+    overrides = parse_set(set_)
+    if rounds is not None:
+        overrides["rounds"] = rounds
+    cfg = load_config(HardenConfig, config, overrides)
+    check_model_dir(base)
+    result = run_harden(base, load_preferences(data), load_preferences(heldout) if heldout else None,
+                        load_prompts(prompts).prompts, out, cfg,
+                        eval_prompts=load_prompts(eval_prompts).prompts if eval_prompts else None,
+                        validator=make_scorer(validator) if validator else None, log=console.print)
+    print_table(f"harden {out}", [(f"round {r['round']}", f"ASR {fmt(r['asr_standard'])} / {fmt(r['asr_strict'])}, "
+                                   f"acc {fmt(r['rm_accuracy'])}, +{r['pairs_added']} pairs")
+                                  for r in result["rounds"]])
+
+
+@app.command("rlhf")
+def rlhf(
+    policy: Annotated[Path, typer.Option(help="policy to start RLHF from")],
+    rm: Annotated[list[Path], typer.Option(help="reward model(s); several make an ensemble")],
+    prompts: Annotated[Path, typer.Option(help="training prompts (JSONL with 'prompt')")],
+    eval_prompts: Annotated[Path, typer.Option(help="held-out prompts for the curve")],
+    out: Annotated[Path, typer.Option(help="output directory (rerun into it to resume)")],
+    reward: Annotated[str, typer.Option(help="single | ensemble_mean | ensemble_mean_minus_std")] = "single",
+    validator: Annotated[str | None, typer.Option(help="'gold', an RM directory or a URL")] = None,
+    seed: Annotated[int, typer.Option(help="training seed")] = 1,
+    name: Annotated[str, typer.Option(help="name of this reward in reports")] = "reward",
+    config: Annotated[Path | None, typer.Option(help="YAML with RLHFConfig fields")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: rl.steps=300")] = None,
+) -> None:
+    """RLHF (RLOO) against a reward, with proxy and gold tracked and the hacking onset detected."""
+    from .configs import load_config
+    from .data import load_prompts
+    from .models import check_model_dir
+    from .rlhf import RLHFConfig, run_rlhf
+    from .sources import make_scorer
+
+    overrides = parse_set(set_)
+    overrides["reward"] = reward
+    cfg = load_config(RLHFConfig, config, overrides)
+    check_model_dir(policy)
+    for r in rm:
+        check_model_dir(r)
+    m = run_rlhf(policy, list(rm), load_prompts(prompts).prompts, load_prompts(eval_prompts).prompts, out, cfg,
+                 seed=seed, validator=make_scorer(validator) if validator else None, reward_name=name)
+    onset = m.get("onset") or {}
+    print_table(f"rlhf {out}", [("onset step", str(onset.get("onset_step"))), ("peak gold", fmt(onset.get("peak_gold"))),
+                                ("final gold", fmt(onset.get("final_gold")))])
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(help="run directory (rerun into it to resume)")] = Path("runs/demo"),
+    preset: Annotated[str, typer.Option(help="quick (~minutes, the test) or full (the headline study)")] = "quick",
+    seed: Annotated[int, typer.Option(help="world and RM seed")] = 0,
+) -> None:
+    """The whole study on the synthetic world: world, RMs, hardening rounds, RLHF, report."""
+    from .demo import DemoConfig, run_demo
+
+    if preset not in ("quick", "full"):
+        raise AdvrmError(f"--preset {preset!r} is not a preset; use quick or full")
+    m = run_demo(out, DemoConfig.preset_config(preset, seed), log=console.print)  # type: ignore[arg-type]
+    print_table(f"demo {out}", [(b["name"], f"{b['value']} (target {b['target']}) {'met' if b['met'] else 'NOT met'}")
+                                for b in m["bars"]])
+    console.print(f"report: {out / 'report.md'}  ({m['wall_seconds']:.0f} s)")
+
+
+@app.command("report")
+def report(run_dir: Annotated[Path, typer.Argument(help="a demo run directory")]) -> None:
+    """Rebuild report.md and figures/ from a run directory."""
+    from .report import build_report
+
+    if not run_dir.is_dir():
+        raise AdvrmError(f"{run_dir} is not a directory; give the --out directory of an advrm demo run")
+    console.print(f"wrote {build_report(run_dir)}")
+
+
 def fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 

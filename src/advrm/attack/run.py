@@ -358,6 +358,19 @@ def run_baselines(
     return summary
 
 
+def prepare_judge(scorers: Scorers, policy: Path, train_prompts: list[str], eval_prompts: list[str], out: Path,
+                  cfg: AttackConfig) -> Judge:
+    """Reference statistics for every prompt (sampled once, then read back from ``reference.jsonl``)."""
+    roles = scorers.roles()
+    ref = ReferenceStats.load(out / "reference.jsonl", list(roles))
+    if ref is None or set(ref.prompts) != set(train_prompts) | set(eval_prompts):
+        tok, model = load_tokenizer(policy), load_policy(policy)
+        ref = sample_reference(model, tok, train_prompts + eval_prompts, roles, k=cfg.n_reference,
+                               max_new_tokens=cfg.rl.max_new_tokens, seed=cfg.seed + 500)
+        ref.save(out / "reference.jsonl")
+    return Judge(scorers, ref, cfg)
+
+
 def run_attack(
     scorers: Scorers,
     policy: Path,
@@ -378,21 +391,7 @@ def run_attack(
     out.mkdir(parents=True, exist_ok=True)
     validator = scorers.validator
     train_prompts, eval_prompts = split_prompts(prompts, eval_prompts, cfg)
-    roles = scorers.roles()
-    ref = ReferenceStats.load(out / "reference.jsonl", list(roles))
-    if ref is None or set(ref.prompts) != set(train_prompts) | set(eval_prompts):
-        tok, model = load_tokenizer(policy), load_policy(policy)
-        ref = sample_reference(
-            model,
-            tok,
-            train_prompts + eval_prompts,
-            roles,
-            k=cfg.n_reference,
-            max_new_tokens=cfg.rl.max_new_tokens,
-            seed=cfg.seed + 500,
-        )
-        ref.save(out / "reference.jsonl")
-    judge = Judge(scorers, ref, cfg)
+    judge = prepare_judge(scorers, policy, train_prompts, eval_prompts, out, cfg)
 
     tok = load_tokenizer(policy)
     stop_ids = {i for i in (tok.eos_token_id, tok.pad_token_id) if i is not None}
