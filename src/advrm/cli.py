@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -92,7 +93,7 @@ def train_rm(
             base, pairs, out / f"seed-{seed}", cfg, seed=seed, trust_remote_code=trust_remote_code
         )
         console.print(
-            f"RM seed {seed}: loss {m['train_loss_first']:.3f} -> {m['train_loss_last']:.3f} "
+            f"RM seed {seed}: loss {fmt(m['train_loss_first'])} -> {fmt(m['train_loss_last'])} "
             f"({m['train_seconds']:.0f} s, {m['n_dropped_overlong']} over-long pairs dropped) -> "
             f"{out / f'seed-{seed}'}"
         )
@@ -135,6 +136,21 @@ def eval_rm(
     console.print(f"wrote {target}")
 
 
+def read_prompts(path: Path) -> list[str]:
+    """The prompts of ``path``, each once; duplicates are reported on stderr (they would over-weight prompts)."""
+    from .data import load_prompts
+
+    ps = load_prompts(path)
+    if ps.n_duplicates:
+        console.print(
+            f"warning: {path}: {ps.n_duplicates} of {ps.n_records} prompts are duplicates; each prompt is used once",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    return ps.prompts
+
+
 def parse_set(items: list[str] | None) -> dict:
     from .configs import parse_overrides
 
@@ -172,7 +188,6 @@ def attack(
     """Audit a reward model: train an adversarial policy, keep what fools it, measure ASR, summarize."""
     from .attack.run import AttackConfig, Scorers, run_attack
     from .configs import load_config
-    from .data import load_prompts
     from .models import check_model_dir
     from .sources import make_scorer
 
@@ -192,6 +207,8 @@ def attack(
             "give at least one --second RM: disagreement with it is how the attack recognizes "
             "out-of-distribution responses"
         )
+    train = read_prompts(prompts)
+    held = read_prompts(eval_prompts) if eval_prompts else None
     check_model_dir(policy)
     scorers = Scorers(
         make_scorer(target, trust_remote_code=trust_remote_code, name="target"),
@@ -201,8 +218,6 @@ def attack(
         ],
         make_scorer(validator, trust_remote_code=trust_remote_code, name="validator") if validator else None,
     )
-    train = load_prompts(prompts).prompts
-    held = load_prompts(eval_prompts).prompts if eval_prompts else None
     m = run_attack(scorers, policy, train, out, cfg, eval_prompts=held, target_name=target)
     rows = [
         ("ASR standard", fmt(m["asr_standard"])),
@@ -223,7 +238,9 @@ def attack(
 
 @app.command("harden")
 def harden(
-    base: Annotated[Path, typer.Option(help="policy / RM base directory (RMs start from it; the attack too)")],
+    base: Annotated[
+        Path, typer.Option(help="policy / RM base directory (RMs start from it; the attack too)")
+    ],
     data: Annotated[Path, typer.Option(help="original preference pairs (prompt/chosen/rejected)")],
     prompts: Annotated[Path, typer.Option(help="attack prompts (JSONL with 'prompt')")],
     out: Annotated[Path, typer.Option(help="output directory (rerun into it to resume)")],
@@ -232,11 +249,13 @@ def harden(
     validator: Annotated[str | None, typer.Option(help="'gold', an RM directory or a URL")] = None,
     rounds: Annotated[int | None, typer.Option(help="adversarial training rounds")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML with HardenConfig fields")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: attack.rl.steps=100")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a field: attack.rl.steps=100")
+    ] = None,
 ) -> None:
     """Adversarial training: rounds of attack -> keep -> augment -> retrain from scratch."""
     from .configs import load_config
-    from .data import load_preferences, load_prompts
+    from .data import load_preferences
     from .harden import HardenConfig, run_harden
     from .models import check_model_dir
     from .sources import make_scorer
@@ -246,13 +265,28 @@ def harden(
         overrides["rounds"] = rounds
     cfg = load_config(HardenConfig, config, overrides)
     check_model_dir(base)
-    result = run_harden(base, load_preferences(data), load_preferences(heldout) if heldout else None,
-                        load_prompts(prompts).prompts, out, cfg,
-                        eval_prompts=load_prompts(eval_prompts).prompts if eval_prompts else None,
-                        validator=make_scorer(validator) if validator else None, log=console.print)
-    print_table(f"harden {out}", [(f"round {r['round']}", f"ASR {fmt(r['asr_standard'])} / {fmt(r['asr_strict'])}, "
-                                   f"acc {fmt(r['rm_accuracy'])}, +{r['pairs_added']} pairs")
-                                  for r in result["rounds"]])
+    result = run_harden(
+        base,
+        load_preferences(data),
+        load_preferences(heldout) if heldout else None,
+        read_prompts(prompts),
+        out,
+        cfg,
+        eval_prompts=read_prompts(eval_prompts) if eval_prompts else None,
+        validator=make_scorer(validator) if validator else None,
+        log=console.print,
+    )
+    print_table(
+        f"harden {out}",
+        [
+            (
+                f"round {r['round']}",
+                f"ASR {fmt(r['asr_standard'])} / {fmt(r['asr_strict'])}, "
+                f"acc {fmt(r['rm_accuracy'])}, +{r['pairs_added']} pairs",
+            )
+            for r in result["rounds"]
+        ],
+    )
 
 
 @app.command("rlhf")
@@ -271,7 +305,6 @@ def rlhf(
 ) -> None:
     """RLHF (RLOO) against a reward, with proxy and gold tracked and the hacking onset detected."""
     from .configs import load_config
-    from .data import load_prompts
     from .models import check_model_dir
     from .rlhf import RLHFConfig, run_rlhf
     from .sources import make_scorer
@@ -282,17 +315,34 @@ def rlhf(
     check_model_dir(policy)
     for r in rm:
         check_model_dir(r)
-    m = run_rlhf(policy, list(rm), load_prompts(prompts).prompts, load_prompts(eval_prompts).prompts, out, cfg,
-                 seed=seed, validator=make_scorer(validator) if validator else None, reward_name=name)
+    m = run_rlhf(
+        policy,
+        list(rm),
+        read_prompts(prompts),
+        read_prompts(eval_prompts),
+        out,
+        cfg,
+        seed=seed,
+        validator=make_scorer(validator) if validator else None,
+        reward_name=name,
+    )
     onset = m.get("onset") or {}
-    print_table(f"rlhf {out}", [("onset step", str(onset.get("onset_step"))), ("peak gold", fmt(onset.get("peak_gold"))),
-                                ("final gold", fmt(onset.get("final_gold")))])
+    print_table(
+        f"rlhf {out}",
+        [
+            ("onset step", str(onset.get("onset_step"))),
+            ("peak gold", fmt(onset.get("peak_gold"))),
+            ("final gold", fmt(onset.get("final_gold"))),
+        ],
+    )
 
 
 @app.command("demo")
 def demo(
     out: Annotated[Path, typer.Option(help="run directory (rerun into it to resume)")] = Path("runs/demo"),
-    preset: Annotated[str, typer.Option(help="quick (~minutes, the test) or full (the headline study)")] = "quick",
+    preset: Annotated[
+        str, typer.Option(help="quick (~minutes, the test) or full (the headline study)")
+    ] = "quick",
     seed: Annotated[int, typer.Option(help="world and RM seed")] = 0,
 ) -> None:
     """The whole study on the synthetic world: world, RMs, hardening rounds, RLHF, report."""
@@ -301,8 +351,13 @@ def demo(
     if preset not in ("quick", "full"):
         raise AdvrmError(f"--preset {preset!r} is not a preset; use quick or full")
     m = run_demo(out, DemoConfig.preset_config(preset, seed), log=console.print)  # type: ignore[arg-type]
-    print_table(f"demo {out}", [(b["name"], f"{b['value']} (target {b['target']}) {'met' if b['met'] else 'NOT met'}")
-                                for b in m["bars"]])
+    print_table(
+        f"demo {out}",
+        [
+            (b["name"], f"{b['value']} (target {b['target']}) {'met' if b['met'] else 'NOT met'}")
+            for b in m["bars"]
+        ],
+    )
     console.print(f"report: {out / 'report.md'}  ({m['wall_seconds']:.0f} s)")
 
 
@@ -316,30 +371,68 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a demo run directory")]
     console.print(f"wrote {build_report(run_dir)}")
 
 
+@app.command("serve-rm")
+def serve_rm(
+    rm: Annotated[str, typer.Option(help="reward model directory (or 'gold' for the synthetic judge)")],
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0 picks a free one)")] = 8000,
+    token_env: Annotated[str | None, typer.Option(help="require a bearer token read from this env variable")] = None,
+) -> None:
+    """Serve an RM over HTTP: POST /score (advrm) and POST /get_reward (OpenRLHF --reward.remote_url)."""
+    from .scoring import serve_scorer
+    from .sources import make_scorer
+
+    server = serve_scorer(make_scorer(rm), host=host, port=port, token_env=token_env)
+    console.print(f"serving {rm} at {server.url} (POST /score, POST /get_reward); Ctrl-C to stop")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
 def fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
+
+
+def usage_errors() -> tuple[type[Exception], ...]:
+    """Command-line usage errors: typer >= 0.2x raises its own vendored click's, older typer click's."""
+    import click
+
+    return tuple(t for t in (getattr(typer, "TyperException", None), click.ClickException) if t is not None)
+
+
+def print_error(message: str) -> None:
+    """One line on stderr; the message is printed as is (a path like ``runs/[x]`` is not rich markup)."""
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # transformers 5 deprecates `gradient_checkpointing`, which TRL 1.16's configs still set: not the user's concern.
+    warnings.filterwarnings("ignore", message=".*(gradient_checkpointing|is_gradient_checkpointing).*")
     try:
         app(args=argv, standalone_mode=False)
     except AdvrmError as e:
-        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        print_error(str(e))
         sys.exit(e.exit_code)
     except typer.Abort:
         sys.exit(130)
     except (typer.Exit, SystemExit) as e:
         code = getattr(e, "exit_code", None) if isinstance(e, typer.Exit) else e.code
         sys.exit(code or 0)
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
+    except Exception as e:
+        if not isinstance(e, usage_errors()):
+            raise
+        if type(e).__name__ == "NoArgsIsHelpError":
             e.show()
-            sys.exit(2)
-        raise
+        else:
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            print_error(f"{e.format_message()}{hint}")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

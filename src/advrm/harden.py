@@ -40,25 +40,39 @@ from .scoring import HFRewardScorer, Scorer
 class HardenConfig:
     rounds: int = field(default=2, metadata={"min": 1})
     pairs_per_round: int = field(default=1000, metadata={"min": 1})
-    seeds: tuple[int, ...] = field(default=(0, 1), metadata={"help": "RM seeds; seeds[0] is the target, "
-                                                              "seeds[1:] the second RMs"})
+    seeds: tuple[int, ...] = field(
+        default=(0, 1), metadata={"help": "RM seeds; seeds[0] is the target, seeds[1:] the second RMs"}
+    )
     harvest_samples_per_prompt: int = field(default=8, metadata={"min": 1})
     rm: RMTrainConfig = RMTrainConfig()
     attack: AttackConfig = AttackConfig()
-    baselines_every_round: bool = field(default=False, metadata={"help": "run attack baselines in every "
-                                                                 "round, not only round 0"})
+    baselines_every_round: bool = field(
+        default=False, metadata={"help": "run attack baselines in every round, not only round 0"}
+    )
 
     def __post_init__(self) -> None:
         if len(self.seeds) < 2:
             raise ValueError("seeds needs at least two RM seeds: a target and a second RM")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(
+                f"seeds {list(self.seeds)} repeat a seed; the target and second RMs need distinct seeds"
+            )
 
 
-def harvest(judge: Judge, adv_policy: Path, prompts: list[str], cfg: HardenConfig, *, round_: int) -> list[dict]:
+def harvest(
+    judge: Judge, adv_policy: Path, prompts: list[str], cfg: HardenConfig, *, round_: int
+) -> list[dict]:
     """Sample the adversarial policy on ``prompts``; pair every kept response with a reference response."""
     tok, model = load_tokenizer(adv_policy), load_policy(adv_policy)
-    gens = generate(model, tok, prompts, n_per_prompt=cfg.harvest_samples_per_prompt,
-                    max_new_tokens=cfg.attack.rl.max_new_tokens, seed=cfg.attack.seed + 4000 + round_,
-                    show_progress=True)
+    gens = generate(
+        model,
+        tok,
+        prompts,
+        n_per_prompt=cfg.harvest_samples_per_prompt,
+        max_new_tokens=cfg.attack.rl.max_new_tokens,
+        seed=cfg.attack.seed + 4000 + round_,
+        show_progress=True,
+    )
     flat_p = [p for p in prompts for _ in range(cfg.harvest_samples_per_prompt)]
     flat_r = gens.flat_texts()
     s = judge.score(flat_p, flat_r)
@@ -69,9 +83,14 @@ def harvest(judge: Judge, adv_policy: Path, prompts: list[str], cfg: HardenConfi
     for i in np.flatnonzero(kept):
         p = flat_p[i]
         refs = judge.ref.responses[judge.index[p]]
-        row = {"prompt": p, "chosen": rng.choice(refs[1:] or refs), "rejected": flat_r[i],
-               "source": f"adversarial-round-{round_}", "z_target": float(s["z_target"][i]),
-               "z_uncertainty": float(s["z_uncertainty"][i])}
+        row = {
+            "prompt": p,
+            "chosen": rng.choice(refs[1:] or refs),
+            "rejected": flat_r[i],
+            "source": f"adversarial-round-{round_}",
+            "z_target": float(s["z_target"][i]),
+            "z_uncertainty": float(s["z_uncertainty"][i]),
+        }
         rows.append(row)
     rng.shuffle(rows)
     return rows[: cfg.pairs_per_round]
@@ -81,18 +100,40 @@ def rm_paths(out: Path, round_: int, seeds: tuple[int, ...]) -> list[Path]:
     return [out / "rm" / f"round-{round_}" / f"seed-{s}" for s in seeds]
 
 
-def train_round(base: Path, data: Dataset, out: Path, round_: int, cfg: HardenConfig, manifest: Manifest,
-                inputs: list[Path]) -> list[Path]:
+def train_round(
+    base: Path,
+    data: Dataset,
+    out: Path,
+    round_: int,
+    cfg: HardenConfig,
+    manifest: Manifest,
+    inputs: list[Path],
+) -> list[Path]:
     paths = rm_paths(out, round_, cfg.seeds)
     for seed, path in zip(cfg.seeds, paths, strict=True):
-        run_stage(manifest, f"rm/round-{round_}/seed-{seed}", {"rm": cfg.rm, "seed": seed, "n_pairs": len(data)},
-                  [path], lambda s=seed, p=path: train_reward_model(base, data, p, cfg.rm, seed=s), inputs=inputs)
+        run_stage(
+            manifest,
+            f"rm/round-{round_}/seed-{seed}",
+            {"rm": cfg.rm, "seed": seed, "n_pairs": len(data)},
+            [path],
+            lambda s=seed, p=path: train_reward_model(base, data, p, cfg.rm, seed=s),
+            inputs=inputs,
+        )
     return paths
 
 
-def run_harden(base_policy: Path, pairs: Dataset, heldout_pairs: Dataset | None, prompts: list[str], out: Path,
-               cfg: HardenConfig, *, eval_prompts: list[str] | None = None, validator: Scorer | None = None,
-               log=print) -> dict:
+def run_harden(
+    base_policy: Path,
+    pairs: Dataset,
+    heldout_pairs: Dataset | None,
+    prompts: list[str],
+    out: Path,
+    cfg: HardenConfig,
+    *,
+    eval_prompts: list[str] | None = None,
+    validator: Scorer | None = None,
+    log=print,
+) -> dict:
     """All rounds; returns (and writes) ``harden.json``."""
     start = time.time()
     out.mkdir(parents=True, exist_ok=True)
@@ -109,21 +150,42 @@ def run_harden(base_policy: Path, pairs: Dataset, heldout_pairs: Dataset | None,
             data = concatenate_datasets([data, extra]) if extra is not None else data
         log(f"round {r}: training {len(cfg.seeds)} RMs on {len(data)} pairs")
         rms = train_round(base_policy, data, out, r, cfg, manifest, adv_files[-1:])
-        scorers = Scorers(HFRewardScorer(rms[0], name=f"round-{r}/seed-{cfg.seeds[0]}"),
-                          [HFRewardScorer(p, name=f"round-{r}/seed-{s}") for p, s in zip(rms[1:], cfg.seeds[1:],
-                                                                                         strict=True)], validator)
-        attack_cfg = cfg.attack if (r == 0 or cfg.baselines_every_round) else replace(cfg.attack, baselines=())
+        scorers = Scorers(
+            HFRewardScorer(rms[0], name=f"round-{r}/seed-{cfg.seeds[0]}"),
+            [
+                HFRewardScorer(p, name=f"round-{r}/seed-{s}")
+                for p, s in zip(rms[1:], cfg.seeds[1:], strict=True)
+            ],
+            validator,
+        )
+        attack_cfg = (
+            cfg.attack if (r == 0 or cfg.baselines_every_round) else replace(cfg.attack, baselines=())
+        )
         attack_dir = out / "attack" / f"round-{r}"
         log(f"round {r}: attacking {rms[0]}")
-        metrics = run_attack(scorers, base_policy, train_prompts + eval_prompts, attack_dir, attack_cfg,
-                             eval_prompts=eval_prompts, target_name=f"round-{r} RM (seed {cfg.seeds[0]})")
+        metrics = run_attack(
+            scorers,
+            base_policy,
+            train_prompts + eval_prompts,
+            attack_dir,
+            attack_cfg,
+            eval_prompts=eval_prompts,
+            target_name=f"round-{r} RM (seed {cfg.seeds[0]})",
+        )
         accuracy = evaluate_pairs(scorers.target, heldout_pairs) if heldout_pairs is not None else {}
-        rows.append({"round": r, "asr_standard": metrics["asr_standard"], "asr_strict": metrics["asr_strict"],
-                     "n_kept": metrics["n_kept"],
-                     "rm_accuracy": accuracy.get("accuracy_vs_gold", accuracy.get("accuracy_vs_labels")),
-                     "rm_accuracy_vs_labels": accuracy.get("accuracy_vs_labels"),
-                     "pairs_added": len(read_jsonl(adv_files[-1])) if r > 0 else 0,
-                     "n_train_pairs": len(data), "failure_modes": metrics["failure_modes"]})
+        rows.append(
+            {
+                "round": r,
+                "asr_standard": metrics["asr_standard"],
+                "asr_strict": metrics["asr_strict"],
+                "n_kept": metrics["n_kept"],
+                "rm_accuracy": accuracy.get("accuracy_vs_gold", accuracy.get("accuracy_vs_labels")),
+                "rm_accuracy_vs_labels": accuracy.get("accuracy_vs_labels"),
+                "pairs_added": len(read_jsonl(adv_files[-1])) if r > 0 else 0,
+                "n_train_pairs": len(data),
+                "failure_modes": metrics["failure_modes"],
+            }
+        )
         if r < cfg.rounds:
             judge = prepare_judge(scorers, base_policy, train_prompts, eval_prompts, attack_dir, attack_cfg)
             path = out / "adv_pairs" / f"round-{r + 1}.jsonl"

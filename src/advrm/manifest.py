@@ -40,7 +40,7 @@ try:  # advisory locking keeps parallel stages (one process per seed) from losin
 except ImportError:  # Windows: runs are not parallel there
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Manifest", "StageRecord", "run_stage"]
+__all__ = ["Manifest", "StageRecord", "pin_config", "run_stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -259,3 +259,20 @@ def run_stage(
     fn()
     manifest.mark_done(stage, config, artifacts, inputs=inputs)
     return True
+
+
+def pin_config(path: PathLike, what: str, config: Any) -> None:
+    """Record ``config`` at ``path`` when a long run starts; on a rerun into the same directory refuse a
+    different config (resuming would mix two experiments' records), naming the keys that changed."""
+    path = Path(path)
+    new = _jsonable_config(config)
+    if path.exists():
+        old = json.loads(path.read_text())
+        if json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True):
+            was, now = _describe_change(old, new)
+            raise AdvrmError(
+                f"{what} in {path.parent} was started with {was}, now {now}; "
+                "rerun with the original settings to resume, or use a new --out directory"
+            )
+        return
+    atomic_write_json(path, new)

@@ -322,6 +322,11 @@ class RemoteScorer:
         if protocol not in _PATHS:
             raise AdvrmError(f"protocol must be 'advrm' or 'openrlhf', got {protocol!r}")
         parsed = urllib.parse.urlsplit(url)
+        if parsed.username is not None or parsed.password is not None:
+            raise AdvrmError(
+                "the reward server URL holds credentials (user:password@host), which would be written to "
+                f"run files and logs; drop them and put the token in ${token_env or 'ADVRM_RM_TOKEN'}"
+            )
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise AdvrmError(f"reward server URL must be http(s)://host[:port]/path, got {url!r}")
         if batch_size < 1 or retries < 0 or timeout <= 0:

@@ -13,6 +13,7 @@ Stages (each resumable: rerun into the same ``--out`` and finished work is reuse
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,7 +23,16 @@ import numpy as np
 from transformers import TrainerCallback
 
 from ..errors import AdvrmError
-from ..io import JsonlWriter, atomic_dir, atomic_write_json, atomic_write_text, read_jsonl, repair_jsonl
+from ..io import (
+    JsonlWriter,
+    atomic_dir,
+    atomic_write_json,
+    atomic_write_text,
+    config_hash,
+    read_jsonl,
+    repair_jsonl,
+)
+from ..manifest import pin_config
 from ..models import generate, load_policy, load_tokenizer
 from ..objective import ObjectiveConfig, adv_reward, asr_standard, asr_strict, keep_mask
 from ..rloo import RLConfig, train_rloo
@@ -52,6 +62,11 @@ class AttackConfig:
     curve_points: int = field(default=4, metadata={"min": 0, "help": "ASR evaluations during RL (the curve)"})
     gibberish_words: tuple[str, ...] = ("zorp", "blick", "frum", "quax")
     master_key: str = "well ,"
+
+    def __post_init__(self) -> None:
+        unknown = [b for b in self.baselines if b not in ALL_BASELINES]
+        if unknown:
+            raise ValueError(f"unknown baselines {unknown}; choose from {', '.join(ALL_BASELINES)}")
 
 
 @dataclass
@@ -158,7 +173,11 @@ def keep_reason(z1: float, z_u: float, tau: float) -> str:
 
 
 class CurveCallback(TrainerCallback):
-    """ASR of one sample per held-out prompt at a few points during RL: the ASR-vs-queries curve."""
+    """ASR of one sample per held-out prompt at a few points during RL: the ASR-vs-queries curve.
+
+    Points are appended to ``curve.jsonl`` as they are measured, so a killed run keeps them and a resumed
+    run does not measure them again.
+    """
 
     def __init__(
         self,
@@ -169,27 +188,34 @@ class CurveCallback(TrainerCallback):
         queries_per_step: int,
         max_new_tokens: int,
         seed: int,
+        path: Path,
     ) -> None:
         self.judge, self.tokenizer, self.prompts, self.every = judge, tokenizer, prompts, every
-        self.queries_per_step, self.max_new_tokens, self.seed = queries_per_step, max_new_tokens, seed
-        self.points: list[dict] = []
+        self.queries_per_step, self.max_new_tokens, self.seed, self.path = (
+            queries_per_step,
+            max_new_tokens,
+            seed,
+            path,
+        )
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if self.every and state.global_step % self.every == 0 and self.judge.scorers.validator is not None:
-            was_training = model.training
-            model.eval()
-            gens = generate(
-                model, self.tokenizer, self.prompts, max_new_tokens=self.max_new_tokens, seed=self.seed
-            )
-            model.train(was_training)
-            y1 = [rs[0] for rs in gens.texts]
-            self.points.append(
-                {
-                    "step": state.global_step,
-                    "target_queries": state.global_step * self.queries_per_step,
-                    **self.judge.asr(self.prompts, y1),
-                }
-            )
+        if not self.every or state.global_step % self.every or self.judge.scorers.validator is None:
+            return
+        if any(p["step"] == state.global_step for p in read_curve(self.path)):
+            return
+        was_training = model.training
+        model.eval()
+        gens = generate(
+            model, self.tokenizer, self.prompts, max_new_tokens=self.max_new_tokens, seed=self.seed
+        )
+        model.train(was_training)
+        point = {
+            "step": state.global_step,
+            "target_queries": state.global_step * self.queries_per_step,
+            **self.judge.asr(self.prompts, [rs[0] for rs in gens.texts]),
+        }
+        with JsonlWriter(self.path) as w:
+            w.write(point)
 
 
 def train_policy_stage(
@@ -220,17 +246,19 @@ def sample_and_record(
     )
     if path.exists():
         repair_jsonl(path)
-    done = {r["prompt"] for r in read_jsonl(path)} if path.exists() else set()
+    done = {(r["prompt"], r["sample"]) for r in read_jsonl(path)} if path.exists() else set()
     with JsonlWriter(path) as w:
         for i, p in enumerate(prompts):
-            if p in done:
-                continue
             rs = gens.texts[i]
+            if all((p, j) in done for j in range(len(rs))):
+                continue
             s = judge.score([p] * len(rs), rs)
             r_adv = adv_reward(s["z_target"], s["z_second"], cfg.objective, np.asarray(gens.truncated[i]))
             kept = keep_mask(s["z_target"], s["z_uncertainty"], cfg.objective.tau)
             best = int(np.argmax(r_adv))
             for j, resp in enumerate(rs):
+                if (p, j) in done:
+                    continue
                 rec = {
                     "prompt": p,
                     "sample": j,
@@ -277,8 +305,6 @@ def run_baselines(
 ) -> dict:
     path = out / "baselines.json"
     if path.exists():
-        import json
-
         return json.loads(path.read_text())
     ref_idx = [judge.index[p] for p in eval_prompts]
     starts = [judge.ref.responses[i][1] for i in ref_idx]  # y2 is sample 0; attacks start from sample 1
@@ -358,15 +384,28 @@ def run_baselines(
     return summary
 
 
-def prepare_judge(scorers: Scorers, policy: Path, train_prompts: list[str], eval_prompts: list[str], out: Path,
-                  cfg: AttackConfig) -> Judge:
+def prepare_judge(
+    scorers: Scorers,
+    policy: Path,
+    train_prompts: list[str],
+    eval_prompts: list[str],
+    out: Path,
+    cfg: AttackConfig,
+) -> Judge:
     """Reference statistics for every prompt (sampled once, then read back from ``reference.jsonl``)."""
     roles = scorers.roles()
     ref = ReferenceStats.load(out / "reference.jsonl", list(roles))
     if ref is None or set(ref.prompts) != set(train_prompts) | set(eval_prompts):
         tok, model = load_tokenizer(policy), load_policy(policy)
-        ref = sample_reference(model, tok, train_prompts + eval_prompts, roles, k=cfg.n_reference,
-                               max_new_tokens=cfg.rl.max_new_tokens, seed=cfg.seed + 500)
+        ref = sample_reference(
+            model,
+            tok,
+            train_prompts + eval_prompts,
+            roles,
+            k=cfg.n_reference,
+            max_new_tokens=cfg.rl.max_new_tokens,
+            seed=cfg.seed + 500,
+        )
         ref.save(out / "reference.jsonl")
     return Judge(scorers, ref, cfg)
 
@@ -391,6 +430,18 @@ def run_attack(
     out.mkdir(parents=True, exist_ok=True)
     validator = scorers.validator
     train_prompts, eval_prompts = split_prompts(prompts, eval_prompts, cfg)
+    pin_config(
+        out / "attack_config.json",
+        "the attack",
+        {
+            "config": asdict(cfg),
+            "target": target_name,
+            "n_train_prompts": len(train_prompts),
+            "eval_prompts_hash": config_hash(eval_prompts),
+        },
+    )
+    if (out / "metrics.json").exists():
+        return json.loads((out / "metrics.json").read_text())
     judge = prepare_judge(scorers, policy, train_prompts, eval_prompts, out, cfg)
 
     tok = load_tokenizer(policy)
@@ -406,10 +457,10 @@ def run_attack(
     )
     batch = cfg.rl.prompts_per_step * cfg.rl.num_generations
     every = max(1, cfg.rl.steps // cfg.curve_points) if cfg.curve_points else 0
-    curve_cb = CurveCallback(judge, tok, eval_prompts, every, batch, cfg.rl.max_new_tokens, cfg.seed + 3000)
+    curve_cb = CurveCallback(
+        judge, tok, eval_prompts, every, batch, cfg.rl.max_new_tokens, cfg.seed + 3000, out / "curve.jsonl"
+    )
     train_policy_stage(policy, reward, train_prompts, cfg, out / ".rl", out / "policy", callbacks=[curve_cb])
-    if curve_cb.points:
-        atomic_write_json(out / "curve.json", curve_cb.points)
 
     records = sample_and_record(out / "policy", judge, eval_prompts, cfg, out / "adversarial.jsonl")
     budget = cfg.rl.steps * batch
@@ -429,7 +480,7 @@ def run_attack(
         "note": None
         if validator is not None
         else "no validator: ASR is not measured (null); the kept responses in adversarial.jsonl are the product",
-        "curve": (read_curve(out / "curve.json")),
+        "curve": read_curve(out / "curve.jsonl"),
         "baselines": run_baselines(cfg, judge, policy, train_prompts, eval_prompts, budget, out),
         "config": asdict(cfg),
         "wall_seconds": time.time() - start,
@@ -446,6 +497,4 @@ def run_attack(
 
 
 def read_curve(path: Path) -> list[dict]:
-    import json
-
-    return json.loads(path.read_text()) if path.exists() else []
+    return sorted(read_jsonl(path), key=lambda p: p["step"]) if path.exists() else []
