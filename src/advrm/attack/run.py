@@ -255,7 +255,7 @@ def sample_and_record(
             s = judge.score([p] * len(rs), rs)
             r_adv = adv_reward(s["z_target"], s["z_second"], cfg.objective, np.asarray(gens.truncated[i]))
             kept = keep_mask(s["z_target"], s["z_uncertainty"], cfg.objective.tau)
-            best = int(np.argmax(r_adv))
+            best = select_candidate(s["z_target"], r_adv, kept)
             for j, resp in enumerate(rs):
                 if (p, j) in done:
                     continue
@@ -274,6 +274,14 @@ def sample_and_record(
                     rec["gold"] = None
                 w.write(rec)
     return read_jsonl(path)
+
+
+def select_candidate(z_target: np.ndarray, r_adv: np.ndarray, kept: np.ndarray) -> int:
+    """The attack's answer y1 for a prompt, chosen without the validator: among the kept samples the one
+    the target scores highest; when none is kept, the one with the highest Adv-RM reward."""
+    if kept.any():
+        return int(np.flatnonzero(kept)[np.argmax(z_target[kept])])
+    return int(np.argmax(r_adv))
 
 
 def asr_from_records(records: list[dict], judge: Judge) -> dict:
