@@ -24,20 +24,51 @@ def main() -> None:
     rows = []
     for preset in args.presets.split(","):
         world = args.out / f"world-{preset}"
-        rows.append({"preset": preset, **measure(f"world build ({preset})",
-                                                 ["world", "build", "--out", str(world), "--preset", preset],
-                                                 args.out / f"world-{preset}.log")})
-        rows.append({"preset": preset, **measure(f"train-rm x2 ({preset})",
-                                                 ["train-rm", "--base", str(world / "policy"), "--data",
-                                                  str(world / "pairs_train.jsonl"), "--out", str(world / "rm"),
-                                                  "--seeds", "0,1"], args.out / f"rm-{preset}.log")})
+        rows.append(
+            {
+                "preset": preset,
+                **measure(
+                    f"world build ({preset})",
+                    ["world", "build", "--out", str(world), "--preset", preset],
+                    args.out / f"world-{preset}.log",
+                ),
+            }
+        )
+        rows.append(
+            {
+                "preset": preset,
+                **measure(
+                    f"train-rm x2 ({preset})",
+                    [
+                        "train-rm",
+                        "--base",
+                        str(world / "policy"),
+                        "--data",
+                        str(world / "pairs_train.jsonl"),
+                        "--out",
+                        str(world / "rm"),
+                        "--seeds",
+                        "0,1",
+                    ],
+                    args.out / f"rm-{preset}.log",
+                ),
+            }
+        )
     print_table(rows, ["preset", "stage", "wall_seconds", "peak_rss_mib"])
     for preset in args.presets.split(","):
         total = sum(r["wall_seconds"] for r in rows if r["preset"] == preset)
         print(f"{preset}: world + 2 RMs = {total:.0f} s")
-    write_json(Path(__file__).parent / "results" / "world_rm.json",
-               {"machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(),
-                            "torch": torch.__version__}, "rows": rows})
+    write_json(
+        Path(__file__).parent / "results" / "world_rm.json",
+        {
+            "machine": {
+                "cpus": torch.get_num_threads(),
+                "platform": platform.platform(),
+                "torch": torch.__version__,
+            },
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":
