@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, concatenate_datasets
 
-from .attack.run import AttackConfig, Judge, Scorers, prepare_judge, run_attack, split_prompts
+from .attack.run import AttackConfig, Judge, Scorers, prepare_judge, run_attack, sample_policy, split_prompts
 from .data import load_preferences
 from .io import atomic_write_json, read_jsonl, write_jsonl
 from .manifest import Manifest, run_stage
-from .models import generate, load_policy, load_tokenizer
 from .objective import keep_mask
 from .rm_eval import evaluate_pairs
 from .rm_training import RMTrainConfig, train_reward_model
@@ -63,15 +62,12 @@ def harvest(
     judge: Judge, adv_policy: Path, prompts: list[str], cfg: HardenConfig, *, round_: int
 ) -> list[dict]:
     """Sample the adversarial policy on ``prompts``; pair every kept response with a reference response."""
-    tok, model = load_tokenizer(adv_policy), load_policy(adv_policy)
-    gens = generate(
-        model,
-        tok,
+    gens = sample_policy(
+        adv_policy,
         prompts,
-        n_per_prompt=cfg.harvest_samples_per_prompt,
-        max_new_tokens=cfg.attack.rl.max_new_tokens,
-        seed=cfg.attack.seed + 4000 + round_,
-        show_progress=True,
+        cfg.harvest_samples_per_prompt,
+        cfg.attack.rl.max_new_tokens,
+        cfg.attack.seed + 4000 + round_,
     )
     flat_p = [p for p in prompts for _ in range(cfg.harvest_samples_per_prompt)]
     flat_r = gens.flat_texts()

@@ -33,7 +33,7 @@ from ..io import (
     repair_jsonl,
 )
 from ..manifest import pin_config
-from ..models import generate, load_policy, load_tokenizer
+from ..models import Generations, generate, load_policy, load_tokenizer
 from ..objective import ObjectiveConfig, adv_reward, asr_standard, asr_strict, keep_mask
 from ..rloo import RLConfig, train_rloo
 from ..scoring import Scorer
@@ -230,20 +230,27 @@ def train_policy_stage(
         tok.save_pretrained(tmp)
 
 
+def sample_policy(
+    policy_dir: Path, prompts: list[str], n: int, max_new_tokens: int, seed: int, show_progress: bool = True
+) -> Generations:
+    """n samples per prompt from the policy saved in ``policy_dir`` (deterministic given ``seed``)."""
+    tok, model = load_tokenizer(policy_dir), load_policy(policy_dir)
+    return generate(
+        model,
+        tok,
+        prompts,
+        n_per_prompt=n,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        show_progress=show_progress,
+    )
+
+
 def sample_and_record(
     policy_dir: Path, judge: Judge, prompts: list[str], cfg: AttackConfig, path: Path
 ) -> list[dict]:
     """Sample the trained policy on held-out prompts; append one record per response (resumable)."""
-    tok, model = load_tokenizer(policy_dir), load_policy(policy_dir)
-    gens = generate(
-        model,
-        tok,
-        prompts,
-        n_per_prompt=cfg.samples_per_prompt,
-        max_new_tokens=cfg.rl.max_new_tokens,
-        seed=cfg.seed + 1000,
-        show_progress=True,
-    )
+    gens = sample_policy(policy_dir, prompts, cfg.samples_per_prompt, cfg.rl.max_new_tokens, cfg.seed + 1000)
     if path.exists():
         repair_jsonl(path)
     done = {(r["prompt"], r["sample"]) for r in read_jsonl(path)} if path.exists() else set()
@@ -362,14 +369,13 @@ def run_baselines(
         train_policy_stage(
             policy, reward, train_prompts, cfg, out / ".rl-baseline", out / "baseline_rlhf_policy"
         )
-        rl_model = load_policy(out / "baseline_rlhf_policy")
-        gens = generate(
-            rl_model,
-            tok,
+        gens = sample_policy(
+            out / "baseline_rlhf_policy",
             eval_prompts,
-            n_per_prompt=cfg.samples_per_prompt,
-            max_new_tokens=cfg.rl.max_new_tokens,
-            seed=cfg.seed + 1000,
+            cfg.samples_per_prompt,
+            cfg.rl.max_new_tokens,
+            cfg.seed + 1000,
+            show_progress=False,
         )
         flat_p = [p for p in eval_prompts for _ in range(cfg.samples_per_prompt)]
         t = target.score(flat_p, [r for rs in gens.texts for r in rs]).reshape(len(eval_prompts), -1)
