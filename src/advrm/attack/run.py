@@ -501,13 +501,50 @@ def run_attack(
     }
     reference_rows = [{"prompt": p, "response": judge.ref.responses[judge.index[p]][0]} for p in eval_prompts]
     findings = compare(kept, reference_rows, gibberish=cfg.gibberish_words) if kept else []
-    atomic_write_text(
-        out / "summary.md",
-        summary_markdown(findings, n_kept=len(kept), n_total=len(records), target_name=target_name),
-    )
+    summary = summary_markdown(findings, n_kept=len(kept), n_total=len(records), target_name=target_name)
+    components = validator_components(validator, kept, reference_rows)
+    if components:
+        metrics["validator_components"] = components
+        summary += components_markdown(components)
+    atomic_write_text(out / "summary.md", summary)
     metrics["failure_modes"] = [f.name for f in findings]
     atomic_write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def validator_components(validator: Scorer | None, kept: list[dict], reference: list[dict]) -> dict | None:
+    """Mean of each validator term (a judge with ``explain``, e.g. the synthetic gold) over kept and
+    reference responses: the check of the feature-based failure modes against what gold penalizes."""
+    explain = getattr(validator, "explain", None)
+    if explain is None or not kept:
+        return None
+
+    def means(rows: list[dict]) -> dict[str, float]:
+        terms = [explain(r["prompt"], r["response"]) for r in rows]
+        return {k: float(np.mean([t.get(k, 0.0) for t in terms])) for k in terms[0]}
+
+    k, r = means(kept), means(reference)
+    return {name: {"kept": k[name], "reference": r.get(name, 0.0)} for name in k}
+
+
+def components_markdown(components: dict) -> str:
+    rows = sorted(components.items(), key=lambda kv: -abs(kv[1]["kept"] - kv[1]["reference"]))
+    lines = [
+        "",
+        "## What the validator penalizes in the kept responses",
+        "",
+        "Mean of each term of the validator's score (the synthetic world's gold judge), kept adversarial "
+        "responses against reference responses, largest change first (relevance, mention, fluency and "
+        "completeness add to the score; the other terms are penalties and are subtracted):",
+        "",
+        "| term | kept | reference | change |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {n} | {v['kept']:.2f} | {v['reference']:.2f} | {v['kept'] - v['reference']:+.2f} |"
+        for n, v in rows
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def read_curve(path: Path) -> list[dict]:
