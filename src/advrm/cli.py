@@ -88,7 +88,16 @@ def train_rm(
     overrides = {k: v for k, v in {"epochs": epochs, "learning_rate": learning_rate}.items() if v is not None}
     cfg = load_config(RMTrainConfig, config, overrides)
     pairs = load_preferences(data)
+    from .io import sha256_path
+    from .manifest import pin_config
+
+    pin_config(
+        out / "train_config.json", "train-rm", {"config": cfg, "base": str(base), "data": sha256_path(data)}
+    )
     for seed in parse_seeds(seeds):
+        if (out / f"seed-{seed}" / "metrics.json").exists():
+            console.print(f"RM seed {seed}: already trained in {out / f'seed-{seed}'} (skipped)")
+            continue
         m = train_reward_model(
             base, pairs, out / f"seed-{seed}", cfg, seed=seed, trust_remote_code=trust_remote_code
         )
@@ -376,7 +385,9 @@ def serve_rm(
     rm: Annotated[str, typer.Option(help="reward model directory (or 'gold' for the synthetic judge)")],
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (0 picks a free one)")] = 8000,
-    token_env: Annotated[str | None, typer.Option(help="require a bearer token read from this env variable")] = None,
+    token_env: Annotated[
+        str | None, typer.Option(help="require a bearer token read from this env variable")
+    ] = None,
 ) -> None:
     """Serve an RM over HTTP: POST /score (advrm) and POST /get_reward (OpenRLHF --reward.remote_url)."""
     from .scoring import serve_scorer

@@ -49,13 +49,30 @@ class DemoConfig:
         harden = HardenConfig(seeds=(0, 1, 2), attack=attack)
         rlhf = RLHFConfig()
         if preset == "quick":  # the whole pipeline in a few minutes: a smoke test of the study, not a result
-            attack = replace(attack, rl=replace(attack.rl, steps=30, save_steps=10), n_eval_prompts=32,
-                             samples_per_prompt=2, n_reference=4, curve_points=2,
-                             baselines=("best_of_n", "textfooler", "style"))
-            harden = replace(harden, seeds=(0, 1), pairs_per_round=200, harvest_samples_per_prompt=2,
-                             attack=attack, rm=RMTrainConfig(epochs=2.0))
-            rlhf = replace(rlhf, rl=replace(rlhf.rl, steps=30, save_steps=10), eval_every=10, n_eval_prompts=32,
-                           n_ref_prompts=64)
+            attack = replace(
+                attack,
+                rl=replace(attack.rl, steps=30, save_steps=10),
+                n_eval_prompts=32,
+                samples_per_prompt=2,
+                n_reference=4,
+                curve_points=2,
+                baselines=("best_of_n", "textfooler", "style"),
+            )
+            harden = replace(
+                harden,
+                seeds=(0, 1),
+                pairs_per_round=200,
+                harvest_samples_per_prompt=2,
+                attack=attack,
+                rm=RMTrainConfig(epochs=2.0),
+            )
+            rlhf = replace(
+                rlhf,
+                rl=replace(rlhf.rl, steps=30, save_steps=10),
+                eval_every=10,
+                n_eval_prompts=32,
+                n_ref_prompts=64,
+            )
             return cls(preset="quick", seed=seed, rlhf_seeds=(1, 2), world=world, harden=harden, rlhf=rlhf)
         return cls(preset="full", seed=seed, world=world, harden=harden, rlhf=rlhf)
 

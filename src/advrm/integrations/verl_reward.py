@@ -21,8 +21,9 @@ from advrm.scoring import RemoteScorer
 _SCORER: RemoteScorer | None = None
 
 
-def compute_score(data_source: str, solution_str: str, ground_truth: Any = None, extra_info: dict | None = None,
-                  **_: Any) -> float:
+def compute_score(
+    data_source: str, solution_str: str, ground_truth: Any = None, extra_info: dict | None = None, **_: Any
+) -> float:
     """verl's reward signature: one response in, one float out."""
     global _SCORER
     if _SCORER is None:

@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 from ...io import atomic_dir, atomic_write_json, write_jsonl
+from ...manifest import pin_config
 from ...models import generate
 from .gold import GoldJudge
 from .grammar import all_prompts
@@ -122,6 +123,9 @@ def gold_ceiling(rows: list[dict]) -> float:
 def build_world(out: Path, cfg: WorldConfig) -> dict:
     """Build the world into ``out``; returns the ``world.json`` summary."""
     out.mkdir(parents=True, exist_ok=True)
+    pin_config(
+        out / "world_config.json", "the world build", cfg
+    )  # a rerun resumes; another config is refused
     splits = split_prompts(cfg)
     for name, prompts in splits.items():
         write_jsonl(out / f"prompts_{name}.jsonl", [{"prompt": p} for p in prompts])
