@@ -40,7 +40,15 @@ class HardenConfig:
     rounds: int = field(default=2, metadata={"min": 1})
     pairs_per_round: int = field(default=1000, metadata={"min": 1})
     seeds: tuple[int, ...] = field(
-        default=(0, 1), metadata={"help": "RM seeds; seeds[0] is the target, seeds[1:] the second RMs"}
+        default=(0, 1), metadata={"help": "RM seeds trained each round; seeds[0] is the attack's target"}
+    )
+    n_second: int = field(
+        default=1,
+        metadata={
+            "min": 1,
+            "help": "second RMs of the attack: seeds[1 : 1 + n_second] (the paper "
+            "uses one; more seeds can still be trained, e.g. for ensemble baselines)",
+        },
     )
     harvest_samples_per_prompt: int = field(default=8, metadata={"min": 1})
     rm: RMTrainConfig = RMTrainConfig()
@@ -55,6 +63,10 @@ class HardenConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(
                 f"seeds {list(self.seeds)} repeat a seed; the target and second RMs need distinct seeds"
+            )
+        if self.n_second > len(self.seeds) - 1:
+            raise ValueError(
+                f"n_second={self.n_second} but only {len(self.seeds) - 1} seeds after the target"
             )
 
 
@@ -150,7 +162,7 @@ def run_harden(
             HFRewardScorer(rms[0], name=f"round-{r}/seed-{cfg.seeds[0]}"),
             [
                 HFRewardScorer(p, name=f"round-{r}/seed-{s}")
-                for p, s in zip(rms[1:], cfg.seeds[1:], strict=True)
+                for p, s in zip(rms[1 : 1 + cfg.n_second], cfg.seeds[1 : 1 + cfg.n_second], strict=True)
             ],
             validator,
         )
