@@ -98,7 +98,23 @@ def main() -> None:
     ap.add_argument(
         "--world", type=Path, default=None, help="reuse a built world with rm/seed-0 and rm/seed-1"
     )
+    ap.add_argument(
+        "--attack",
+        type=Path,
+        default=None,
+        help="tabulate and plot a finished attack directory instead of running one",
+    )
     args = ap.parse_args()
+    if args.attack is not None:
+        m = json.loads((args.attack / "metrics.json").read_text())
+        print_table(table_rows(m), ["method", "target_queries", "asr_standard", "asr_strict"])
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        plot(m, RESULTS / f"asr_vs_queries_{args.preset}.png")
+        write_json(
+            RESULTS / f"attack_{args.preset}.json",
+            {"attack": str(args.attack), "asr": table_rows(m), "wall_seconds": m.get("wall_seconds")},
+        )
+        return
     world = args.world or args.out / "world"
     stages = []
     if args.world is None:
