@@ -38,8 +38,13 @@ def test_ensemble_members_differ_by_seed(tiny_world, tiny_rms):
 
 def test_off_distribution_probe_reports_each_transform(tiny_world, tiny_rms):
     heldout = load_preferences(tiny_world / "pairs_heldout.jsonl")
-    out = evaluate_off_distribution(HFRewardScorer(tiny_rms[0]), GoldJudge(), list(heldout["prompt"][:30]),
-                                    list(heldout["chosen"][:30]), off_distribution_transforms(GIBBERISH))
+    out = evaluate_off_distribution(
+        HFRewardScorer(tiny_rms[0]),
+        GoldJudge(),
+        list(heldout["prompt"][:30]),
+        list(heldout["chosen"][:30]),
+        off_distribution_transforms(GIBBERISH),
+    )
     assert set(out["transforms"]) >= {"strip_punctuation", "repeat_prompt", "insert_gibberish", "master_key"}
     # every transform hurts gold quality (what the judge is built to do)
     assert all(t["gold_delta_mean"] < 0 for t in out["transforms"].values())
@@ -49,13 +54,34 @@ def test_cli_train_and_eval(tiny_world, tmp_path, capsys):
     from advrm.cli import main
 
     try:
-        main(["train-rm", "--base", str(tiny_world / "policy"), "--data", str(tiny_world / "pairs_train.jsonl"),
-              "--out", str(tmp_path / "rm"), "--seeds", "3", "--epochs", "0.5"])
+        main(
+            [
+                "train-rm",
+                "--base",
+                str(tiny_world / "policy"),
+                "--data",
+                str(tiny_world / "pairs_train.jsonl"),
+                "--out",
+                str(tmp_path / "rm"),
+                "--seeds",
+                "3",
+                "--epochs",
+                "0.5",
+            ]
+        )
     except SystemExit as e:
         assert e.code == 0
     assert (tmp_path / "rm" / "seed-3" / "model.safetensors").exists()
     try:
-        main(["eval-rm", "--rm", str(tmp_path / "rm" / "seed-3"), "--data", str(tiny_world / "pairs_heldout.jsonl")])
+        main(
+            [
+                "eval-rm",
+                "--rm",
+                str(tmp_path / "rm" / "seed-3"),
+                "--data",
+                str(tiny_world / "pairs_heldout.jsonl"),
+            ]
+        )
     except SystemExit as e:
         assert e.code == 0
     m = json.loads((tmp_path / "rm" / "seed-3" / "eval.json").read_text())
