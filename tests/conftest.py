@@ -11,7 +11,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("ADVRM_TEST_THREADS", "2")))
 
 
 def tiny_world_config(seed: int = 0):

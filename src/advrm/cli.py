@@ -90,11 +90,16 @@ def train_rm(
     pairs = load_preferences(data)
     from .io import sha256_path
     from .manifest import pin_config
+    from .models import load_tokenizer
 
+    seed_list = parse_seeds(seeds)
+    load_tokenizer(
+        base, trust_remote_code=trust_remote_code
+    )  # a bad tokenizer fails before anything is written
     pin_config(
         out / "train_config.json", "train-rm", {"config": cfg, "base": str(base), "data": sha256_path(data)}
     )
-    for seed in parse_seeds(seeds):
+    for seed in seed_list:
         if (out / f"seed-{seed}" / "metrics.json").exists():
             console.print(f"RM seed {seed}: already trained in {out / f'seed-{seed}'} (skipped)")
             continue
