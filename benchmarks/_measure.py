@@ -15,6 +15,7 @@ ADVRM = [sys.executable, "-m", "advrm.cli"]
 
 def measure(name: str, args: list[str], log: Path) -> dict:
     """Run ``advrm ARGS`` as a child process; wall seconds and peak RSS in MiB."""
+    log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.time()
     with log.open("w") as f:
