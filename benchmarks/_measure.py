@@ -41,3 +41,29 @@ def write_json(path: Path, obj: object) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=2))
     os.replace(tmp, path)
+
+
+def world_and_rms(world: Path, preset: str, logs: Path) -> list[dict]:
+    """Measure ``advrm world build`` then ``advrm train-rm`` (seeds 0, 1) into ``world``."""
+    return [
+        measure(
+            f"world build ({preset})",
+            ["world", "build", "--out", str(world), "--preset", preset],
+            logs / f"world-{preset}.log",
+        ),
+        measure(
+            f"train-rm x2 ({preset})",
+            [
+                "train-rm",
+                "--base",
+                str(world / "policy"),
+                "--data",
+                str(world / "pairs_train.jsonl"),
+                "--out",
+                str(world / "rm"),
+                "--seeds",
+                "0,1",
+            ],
+            logs / f"rm-{preset}.log",
+        ),
+    ]

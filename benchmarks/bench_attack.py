@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from _measure import measure, print_table, write_json
+from _measure import measure, print_table, world_and_rms, write_json
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -118,30 +118,7 @@ def main() -> None:
     world = args.world or args.out / "world"
     stages = []
     if args.world is None:
-        stages.append(
-            measure(
-                "world build",
-                ["world", "build", "--out", str(world), "--preset", args.preset],
-                args.out / "world.log",
-            )
-        )
-        stages.append(
-            measure(
-                "train-rm x2",
-                [
-                    "train-rm",
-                    "--base",
-                    str(world / "policy"),
-                    "--data",
-                    str(world / "pairs_train.jsonl"),
-                    "--out",
-                    str(world / "rm"),
-                    "--seeds",
-                    "0,1",
-                ],
-                args.out / "rm.log",
-            )
-        )
+        stages += world_and_rms(world, args.preset, args.out)
     attack_dir = args.out / "attack"
     extra = ["--steps", "40", "--set", "n_eval_prompts=48"] if args.preset == "quick" else []
     stages.append(

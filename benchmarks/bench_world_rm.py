@@ -13,7 +13,7 @@ import platform
 from pathlib import Path
 
 import torch
-from _measure import measure, print_table, write_json
+from _measure import print_table, world_and_rms, write_json
 
 
 def main() -> None:
@@ -21,39 +21,11 @@ def main() -> None:
     ap.add_argument("--presets", default="quick,full")
     ap.add_argument("--out", type=Path, default=Path("runs/bench"))
     args = ap.parse_args()
-    rows = []
-    for preset in args.presets.split(","):
-        world = args.out / f"world-{preset}"
-        rows.append(
-            {
-                "preset": preset,
-                **measure(
-                    f"world build ({preset})",
-                    ["world", "build", "--out", str(world), "--preset", preset],
-                    args.out / f"world-{preset}.log",
-                ),
-            }
-        )
-        rows.append(
-            {
-                "preset": preset,
-                **measure(
-                    f"train-rm x2 ({preset})",
-                    [
-                        "train-rm",
-                        "--base",
-                        str(world / "policy"),
-                        "--data",
-                        str(world / "pairs_train.jsonl"),
-                        "--out",
-                        str(world / "rm"),
-                        "--seeds",
-                        "0,1",
-                    ],
-                    args.out / f"rm-{preset}.log",
-                ),
-            }
-        )
+    rows = [
+        {"preset": preset, **stage}
+        for preset in args.presets.split(",")
+        for stage in world_and_rms(args.out / f"world-{preset}", preset, args.out)
+    ]
     print_table(rows, ["preset", "stage", "wall_seconds", "peak_rss_mib"])
     for preset in args.presets.split(","):
         total = sum(r["wall_seconds"] for r in rows if r["preset"] == preset)
