@@ -372,6 +372,11 @@ def demo(
             for b in m["bars"]
         ],
     )
+    if preset == "quick":
+        console.print(
+            "quick preset: a few-minute smoke test of the whole pipeline on a tiny world; the bars "
+            "are meant for --preset full"
+        )
     console.print(f"report: {out / 'report.md'}  ({m['wall_seconds']:.0f} s)")
 
 
