@@ -45,17 +45,31 @@ class AdvRMReward:
         self.cfg, self.stop_ids, self.max_new_tokens = cfg, stop_ids, max_new_tokens
         self.target_queries = 0
 
-    def z_scores(self, prompts: Sequence[str], responses: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        z1 = self.target_norm.z(prompts, self.target.score(prompts, responses))
+    def target_z(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        """z1: the target's per-prompt z-score (each call counts against the query budget)."""
         self.target_queries += len(responses)
+        return self.target_norm.z(prompts, self.target.score(prompts, responses))
+
+    def rewards(
+        self, prompts: list[str], completions: list[str], completion_ids: list[list[int]]
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """r_adv per completion, and the batch means worth logging."""
+        z1 = self.target_z(prompts, completions)
         z2 = np.mean(
             [
-                n.z(prompts, s.score(prompts, responses))
+                n.z(prompts, s.score(prompts, completions))
                 for s, n in zip(self.seconds, self.second_norms, strict=True)
             ],
             axis=0,
         )
-        return z1, z2
+        truncated = is_truncated(completion_ids, self.stop_ids, self.max_new_tokens)
+        logs = {
+            "adv/z_target": float(z1.mean()),
+            "adv/z_second": float(z2.mean()),
+            "adv/fooled": float(np.mean(z1 > self.cfg.tau)),
+            "adv/truncated": float(truncated.mean()),
+        }
+        return adv_reward(z1, z2, self.cfg, truncated), logs
 
     def __call__(
         self,
@@ -65,14 +79,11 @@ class AdvRMReward:
         log_metric=None,
         **_: object,
     ) -> list[float]:
-        z1, z2 = self.z_scores(prompts, completions)
-        truncated = is_truncated(completion_ids, self.stop_ids, self.max_new_tokens)
-        reward = adv_reward(z1, z2, self.cfg, truncated)
+        """TRL's reward-function signature (extra dataset columns and the trainer state arrive as kwargs)."""
+        reward, logs = self.rewards(prompts, completions, completion_ids)
         if log_metric is not None:
-            log_metric("adv/z_target", float(z1.mean()))
-            log_metric("adv/z_second", float(z2.mean()))
-            log_metric("adv/fooled", float(np.mean(z1 > self.cfg.tau)))
-            log_metric("adv/truncated", float(truncated.mean()))
+            for name, value in logs.items():
+                log_metric(name, value)
         return reward.tolist()
 
 
@@ -81,16 +92,8 @@ class TargetOnlyReward(AdvRMReward):
 
     __name__ = "target_rm"
 
-    def __call__(
-        self,
-        prompts: list[str],
-        completions: list[str],
-        completion_ids: list[list[int]],
-        log_metric=None,
-        **_: object,
-    ) -> list[float]:
-        z1 = self.target_norm.z(prompts, self.target.score(prompts, completions))
-        self.target_queries += len(completions)
-        if log_metric is not None:
-            log_metric("adv/z_target", float(z1.mean()))
-        return z1.tolist()
+    def rewards(
+        self, prompts: list[str], completions: list[str], completion_ids: list[list[int]]
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        z1 = self.target_z(prompts, completions)
+        return z1, {"adv/z_target": float(z1.mean())}
