@@ -1,11 +1,5 @@
 """advrm.scoring: the HF RM scorer against TRL's own training inputs, remote scoring, ensembles, z-scores."""
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 import json
 import threading
 

@@ -26,7 +26,6 @@ import numpy as np
 from datasets import Dataset, concatenate_datasets
 
 from .attack.run import AttackConfig, Judge, Scorers, prepare_judge, run_attack, sample_policy, split_prompts
-from .data import load_preferences
 from .io import atomic_write_json, read_jsonl, write_jsonl
 from .manifest import Manifest, run_stage
 from .objective import keep_mask
@@ -203,7 +202,3 @@ def run_harden(
             log(f"round {r}: harvested {len(read_jsonl(path))} adversarial pairs -> {path}")
         atomic_write_json(out / "harden.json", {"rounds": rows, "wall_seconds": time.time() - start})
     return {"rounds": rows, "wall_seconds": time.time() - start}
-
-
-def load_heldout(path: Path | None) -> Dataset | None:
-    return load_preferences(path) if path is not None else None

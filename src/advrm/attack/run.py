@@ -325,18 +325,9 @@ def run_baselines(
     starts = [judge.ref.responses[i][1] for i in ref_idx]  # y2 is sample 0; attacks start from sample 1
     target = judge.scorers.target
     results: list[bl.BaselineResult] = []
-    tok, model = load_tokenizer(policy), load_policy(policy)
     if "best_of_n" in cfg.baselines:
         n = max(1, budget // len(eval_prompts))
-        samples = generate(
-            model,
-            tok,
-            eval_prompts,
-            n_per_prompt=n,
-            max_new_tokens=cfg.rl.max_new_tokens,
-            seed=cfg.seed + 2000,
-            show_progress=True,
-        ).texts
+        samples = sample_policy(policy, eval_prompts, n, cfg.rl.max_new_tokens, cfg.seed + 2000).texts
         results.append(bl.best_of_n(eval_prompts, samples, target, checkpoints=[4**k for k in range(1, 8)]))
     if "textfooler" in cfg.baselines:
         vocab = sorted({w for rs in judge.ref.responses for r in rs for w in r.split()})
